@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -14,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -331,8 +333,8 @@ def search(
             f"[bold]{rank}. {hit['doc_id']}[/bold] (chunk {hit['chunk_no']}, "
             f"score {hit['score']:.3f})"
         )
-        snippet = " ".join(hit["snippet"].split())
-        console.print(f"   {snippet}", markup=False)
+        snippet = escape(" ".join(hit["snippet"].split()))
+        console.print("   " + snippet.replace("<b>", "[bold]").replace("</b>", "[/bold]"))
 
 
 def _steer(command: Command, job_id: str, phase: Phase | None) -> None:
@@ -399,6 +401,8 @@ def main() -> None:
     """Console entry point: expected failures end with one line on stderr and exit status 1."""
     from aiokafka.errors import KafkaError
 
+    # The CLI speaks for itself; aiokafka's retry chatter (e.g. leader elections) is noise here.
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     try:
         app()
     except CliError as exc:

@@ -11,13 +11,31 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import to_json
 
 from service.domain.documents import ID_PATTERN
 from service.domain.jobs import JobStatus, LegacyStatus
 from service.domain.phases import Phase, PhaseStatus
 
 Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=200)]
+
+
+def _serialisable(value: dict[str, Any]) -> dict[str, Any]:
+    # Free-form JSON must be writable again: a lone surrogate escape or nesting deeper than the
+    # serializer allows would otherwise pass decode and then fail `to_bytes` in a worker.
+    to_json(value)  # raises ValueError, which validation reports as a schema violation
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_serialisable)]
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -28,8 +46,15 @@ class Message(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     def to_bytes(self) -> bytes:
-        """The message as compact UTF-8 JSON."""
-        return self.model_dump_json(exclude_none=True).encode()
+        """The message as compact UTF-8 JSON; optional fields that are None are left out."""
+        # A required field that may be null (status `current_phase` of a completed job) must be
+        # written as null: leaving it out would break the message's own schema.
+        absent = {
+            name
+            for name, field in type(self).model_fields.items()
+            if not field.is_required() and getattr(self, name) is None
+        }
+        return self.model_dump_json(exclude=absent).encode()
 
 
 class DocumentMessage(Message):
@@ -57,7 +82,7 @@ class DocumentMessage(Message):
     content_b64: str | None = None
     source_uri: str | None = Field(default=None, min_length=1, max_length=4096)
     title: str | None = Field(default=None, max_length=1000)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _exactly_one_content(self) -> DocumentMessage:
@@ -209,7 +234,7 @@ class ChunkMessage(Message):
     doc_id: Id
     content_type: str
     title: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     text: str
     chunks: list[str]
 
@@ -318,7 +343,7 @@ def decode(raw: bytes | None, model: type[M], max_bytes: int) -> M | Rejection:
         return Rejection(Reason.TOO_LARGE, f"message of {len(raw)} bytes exceeds {max_bytes}")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # too deep: recursion
         return Rejection(Reason.INVALID_JSON, f"not UTF-8 JSON: {exc}"[:500])
     if not isinstance(data, dict):
         return Rejection(Reason.INVALID_JSON, f"expected a JSON object, got {type(data).__name__}")

@@ -177,10 +177,10 @@ def _wait_group_gone(
     """Wait until the process and its group have exited; reap it if it is our child."""
     deadline = time.monotonic() + timeout
     while True:
-        if process is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=0.05)
-        if not pid_alive(pid) and not _group_members(pid):
+        # Our child must be reaped (poll does that), or it lingers as a zombie and its Popen
+        # complains; anyone else's process is gone once it is a zombie.
+        leader_gone = process.poll() is not None if process is not None else not pid_alive(pid)
+        if leader_gone and not _group_members(pid):
             return True
         if time.monotonic() >= deadline:
             return False
