@@ -167,24 +167,42 @@ class JobUnit:
         self.conn = conn
 
     async def lock_jobs(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
-        """Load and lock (FOR UPDATE) the named jobs that exist, in a deadlock-free order."""
+        """Load and lock the named jobs that exist, in a deadlock-free order.
+
+        NO KEY UPDATE does not conflict with the workers' KEY SHARE gate, so counting never
+        waits for a worker's batch; only `lock_phases_for_pause` does.
+        """
         ids = sorted(set(job_ids))
         if not ids:
             return {}
         jobs = await self.conn.fetch(
             "SELECT * FROM ingestion_jobs WHERE job_id = ANY($1::text[]) ORDER BY job_id"
-            " FOR UPDATE",
+            " FOR NO KEY UPDATE",
             ids,
         )
         phases = await self.conn.fetch(
             "SELECT * FROM ingestion_phase_status WHERE job_id = ANY($1::text[])"
-            " ORDER BY job_id, position FOR UPDATE",
+            " ORDER BY job_id, position FOR NO KEY UPDATE",
             ids,
         )
         by_job: dict[str, list[asyncpg.Record]] = {}
         for row in phases:
             by_job.setdefault(row["job_id"], []).append(row)
         return {j["job_id"]: _job_from_rows(j, by_job.get(j["job_id"], [])) for j in jobs}
+
+    async def lock_phases_for_pause(self, job_id: str, phases: Sequence[Phase]) -> None:
+        """Wait for every worker batch that holds the gate of these phases, then keep them out.
+
+        FOR UPDATE conflicts with the workers' KEY SHARE: once this returns, no batch that
+        read the phase as running is still starting documents, and every outcome such a batch
+        sent is already in the job's partition of `kb.phase-events`.
+        """
+        await self.conn.execute(
+            "SELECT 1 FROM ingestion_phase_status WHERE job_id = $1 AND phase = ANY($2::text[])"
+            " ORDER BY position FOR UPDATE",
+            job_id,
+            [p.value for p in phases],
+        )
 
     async def insert_job(
         self,
@@ -415,9 +433,9 @@ class PostgresStore:
     async def gate(
         self, job_ids: Iterable[str], phases: Sequence[Phase]
     ) -> AsyncIterator[set[tuple[str, Phase]]]:
-        """Which (job, phase) pairs are paused or pausing, held (FOR SHARE) while the block runs.
+        """Which (job, phase) pairs are paused or pausing, held (KEY SHARE) while the block runs.
 
-        A pause command needs these rows FOR UPDATE, so it waits for a batch that is already
+        A pause command takes these rows FOR UPDATE, so it waits for a batch that is already
         starting documents to finish: after a pause commits, no new batch starts that phase.
         """
         ids = sorted(set(job_ids))
@@ -425,7 +443,7 @@ class PostgresStore:
             rows = await conn.fetch(
                 """SELECT job_id, phase, status, pause_requested FROM ingestion_phase_status
                    WHERE job_id = ANY($1::text[]) AND phase = ANY($2::text[])
-                   ORDER BY job_id, position FOR SHARE""",
+                   ORDER BY job_id, position FOR KEY SHARE""",
                 ids,
                 [p.value for p in phases],
             )

@@ -243,7 +243,7 @@ class JobFolding:
             case Command.SEAL:
                 await self._seal(command)
             case Command.PAUSE:
-                self._pause(self._existing(command), command)
+                await self._pause(self._existing(command), command)
             case Command.RESUME:
                 await self._resume(self._existing(command), command)
             case Command.RETRY:
@@ -287,7 +287,7 @@ class JobFolding:
         # A whole-job command leaves completed phases alone.
         return [p.phase for p in job.phases if p.status != PhaseStatus.COMPLETED]
 
-    def _pause(self, job: JobRecord, command: ControlMessage) -> None:
+    async def _pause(self, job: JobRecord, command: ControlMessage) -> None:
         targets = self._targets(job, command)
         if command.phase is None:
             targets = [p for p in targets if job.phase(p).status != PhaseStatus.FAILED]
@@ -296,8 +296,10 @@ class JobFolding:
                 Reason.INVALID_TRANSITION, f"job {job.job_id!r} has no phase to pause"
             )
         for phase in targets:
+            replace(job.phase(phase)).pause(self.now)  # check on a copy: raises, changes nothing
+        await self.unit.lock_phases_for_pause(job.job_id, targets)
+        for phase in targets:
             state = job.phase(phase)
-            replace(state).pause(self.now)  # validates on a copy: raises, changes nothing
             if state.status == PhaseStatus.PAUSED or phase in job.pause_requested:
                 continue
             job.pause_requested.add(phase)

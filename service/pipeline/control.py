@@ -50,6 +50,9 @@ class _DryRunUnit:
     async def add_outbox(self, messages: Sequence[OutboxMessage]) -> None:
         return None
 
+    async def lock_phases_for_pause(self, job_id: str, phases: Sequence[Phase]) -> None:
+        return None
+
 
 class JobCommands:
     """The use case behind every door (HTTP, CLI) that changes a job."""
