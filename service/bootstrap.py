@@ -102,6 +102,7 @@ class Service:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     store: PostgresStore | None = None
     producer: AIOKafkaProducer | None = None
+    install_signals: bool = True
 
     def stop(self) -> None:
         """Begin a graceful shutdown (SIGTERM/SIGINT)."""
@@ -118,9 +119,10 @@ class Service:
         leave the consumer groups → flush and close producers → close the pool; all within
         `shutdown_grace_s`.
         """
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop)
+        if self.install_signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
         settings = self.settings
         self.store = await connect_store(settings, attempts=60)
         await prepare_topics(settings, attempts=60)

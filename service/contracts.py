@@ -292,7 +292,6 @@ class PhaseMarker(Message):
     phase: Phase
     marker: Literal["pause"] = "pause"
     request_id: str | None = None
-    reason: str  # DRIFT PROBE
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {

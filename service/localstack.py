@@ -99,28 +99,25 @@ def _free_port_other_than(*taken: int) -> int:
             return port
 
 
-def _process_state(pid: int) -> str | None:
-    """Return the one-letter state of a process (R, S, Z, ...), or None if there is no such pid."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """Return the fields of /proc/PID/stat after the command name, or None if there is no pid."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name in parentheses may contain spaces; the state follows the last ')'.
-    return text.rsplit(")", 1)[1].split()[0]
+    return text.rsplit(")", 1)[1].split()
 
 
 def _process_group(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return int(text.rsplit(")", 1)[1].split()[2])
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields else None
 
 
 def pid_alive(pid: int) -> bool:
     """Return whether the process exists and is not a zombie."""
-    state = _process_state(pid)
-    return state is not None and state not in ("Z", "X")
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 def _cmdline(pid: int) -> str:
@@ -131,14 +128,18 @@ def _cmdline(pid: int) -> str:
     return raw.replace(b"\0", b" ").decode(errors="replace")
 
 
+def _names(argv: str, path: Path) -> bool:
+    """Return whether a command line names ``path`` or a file inside it (not a mere prefix)."""
+    return re.search(re.escape(str(path.resolve())) + r"(/|\s|$)", argv) is not None
+
+
 def pid_runs_from(pid: int, workdir: Path) -> bool:
     """Return whether the live process ``pid`` was started on ``workdir`` (guards against reuse)."""
-    return pid_alive(pid) and str(workdir.resolve()) in _cmdline(pid)
+    return pid_alive(pid) and _names(_cmdline(pid), workdir)
 
 
 def server_processes(workdir: Path) -> list[int]:
     """Return the pids of live java/postgres processes whose command line names ``workdir``."""
-    marker = str(workdir.resolve())
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -146,7 +147,7 @@ def server_processes(workdir: Path) -> list[int]:
         pid = int(entry.name)
         argv = _cmdline(pid)
         program = Path(argv.split(" ", 1)[0]).name
-        if program in ("java", "postgres") and marker in argv and pid_alive(pid):
+        if program in ("java", "postgres") and _names(argv, workdir) and pid_alive(pid):
             found.append(pid)
     return sorted(found)
 
@@ -700,11 +701,14 @@ def start_postgres(
 
     ``durable=False`` turns off fsync: fine for tests, which survive a killed server but not a
     killed machine. A used work dir keeps its data and, unless ``port`` says otherwise, its port.
+    As root, the server runs as the ``postgres`` (or a created ``kbingest``) system user, which
+    gets the work dir and the right to pass through (o+x) its parent folders.
 
     Raises:
         LocalStackError: the port is in use, the server is already running, PostgreSQL is not
             installed, or the server did not answer within ``timeout`` seconds.
     """
+    deadline = time.monotonic() + timeout
     bin_dir = postgres_bin_dir()
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -767,7 +771,7 @@ def start_postgres(
                     "start",
                     "-w",
                     "-t",
-                    str(max(1, int(timeout))),
+                    str(max(1, int(deadline - time.monotonic()))),
                     "-D",
                     str(pgdata),
                     "-l",
@@ -777,13 +781,13 @@ def start_postgres(
                 ],
             ),
             what=f"starting postgres on port {port}",
-            timeout=timeout + 10,
+            timeout=max(1.0, deadline - time.monotonic()) + 10,
             cwd=workdir,
         )
     except LocalStackError as exc:
         tail = _tail(workdir / "postgres.log")
         pid = _postmaster_pid(pgdata)
-        if pid and pid_alive(pid):
+        if pid and pid_runs_from(pid, pgdata):
             _kill_group(pid)
         message = f"{exc} ({workdir / 'postgres.log'}): {_last_problem(tail)}"
         raise LocalStackError(message, tail) from None
@@ -793,15 +797,16 @@ def start_postgres(
         raise LocalStackError(f"postgres started but wrote no postmaster.pid in {pgdata}")
     server = PostgresServer(port, workdir, pid)
     try:
-        _wait_for_postgres(server, bin_dir, timeout)
+        _wait_for_postgres(server, bin_dir, deadline, timeout)
     except BaseException:
         _kill_group(pid)
         raise
     return server
 
 
-def _wait_for_postgres(server: PostgresServer, bin_dir: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def _wait_for_postgres(
+    server: PostgresServer, bin_dir: Path, deadline: float, timeout: float
+) -> None:
     while True:
         try:
             exists = _psql(
@@ -863,7 +868,7 @@ def stop_postgres(server: PostgresServer, mode: str = "fast", timeout: float = 3
 
 def kill_postgres(server: PostgresServer) -> None:
     """SIGKILL the postmaster and its backends, as a crash would (for fault tests)."""
-    if pid_alive(server.pid) or _group_members(server.pid):
+    if pid_runs_from(server.pid, server.pgdata) or _group_members(server.pid):
         _kill_group(server.pid)
     if _postmaster_pid(server.pgdata) == server.pid:
         _clear_stale_lock(server.pgdata, server.pid)

@@ -36,7 +36,7 @@ postgres_bin_dir() {
   # /usr/lib/postgresql/<major>/bin.
   local dir
   if command -v initdb >/dev/null && command -v pg_ctl >/dev/null && command -v postgres >/dev/null; then
-    dirname "$(command -v initdb)"
+    dirname "$(readlink -f "$(command -v initdb)")"
     return 0
   fi
   for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k5,5 -n -r); do

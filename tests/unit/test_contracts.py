@@ -499,7 +499,9 @@ def test_too_large_wins_over_invalid_json() -> None:
 
 
 def test_seal_with_expected_documents_is_accepted() -> None:
-    raw = _raw({"type": "control", "v": 1, "command": "seal", "job_id": "j", "expected_documents": 5})
+    raw = _raw(
+        {"type": "control", "v": 1, "command": "seal", "job_id": "j", "expected_documents": 5}
+    )
 
     result = decode(raw, ControlMessage, MAX)
 
@@ -563,8 +565,9 @@ json_scalars = (
 )
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=25,
 )
 ALL_FIELD_NAMES = sorted({name for m in MODELS for name in m.model_fields})
