@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -205,10 +206,8 @@ class ServiceProcess:
         if self.process is None:
             return None
         if self.running:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # exited meanwhile
                 os.killpg(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         code = self.process.wait(10)
         self._close_log()
         return code
@@ -244,7 +243,9 @@ class ServiceProcesses:
     log_dir: Path
     started: list[ServiceProcess] = field(default_factory=list)
 
-    def __call__(self, env: ServiceEnv, *roles: str, ready_timeout: float = 90) -> list[ServiceProcess]:
+    def __call__(
+        self, env: ServiceEnv, *roles: str, ready_timeout: float = 90
+    ) -> list[ServiceProcess]:
         """Start one process per role (all at once), then wait until each is ready."""
         processes = []
         for role in roles:
@@ -280,7 +281,7 @@ class ServiceProcesses:
 def service_processes(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[ServiceProcesses]:
-    """A factory: ``service_processes(env, "producer", ...)`` → ready processes, stopped at module end."""
+    """A factory: ``service_processes(env, *roles)`` → ready processes, stopped at module end."""
     processes = ServiceProcesses(tmp_path_factory.mktemp("service-logs"))
     failed_before = request.session.testsfailed
     try:

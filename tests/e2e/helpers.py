@@ -277,16 +277,16 @@ def all_done(n: int) -> dict[str, tuple[str, int, int, int, int]]:
 async def wait_until(
     probe: Callable[[], Awaitable[T]],
     done: Callable[[T], bool],
-    timeout: float,
+    within: float,
     what: str,
     interval: float = 0.25,
 ) -> T:
-    """Poll `probe` until `done(value)`; fail with the last value after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll `probe` until `done(value)`; fail with the last value after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if done(value):
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {value}")
+            raise AssertionError(f"waited {within:.0f}s for {what}; last: {value}")
         await asyncio.sleep(interval)
