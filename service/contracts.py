@@ -119,9 +119,9 @@ class Command(StrEnum):
 
 
 class JobOptions(BaseModel):
-    """Per-job options, set at creation."""
+    """Per-job options, set at creation; unknown options from newer clients are ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     max_failed_documents: int = Field(default=0, ge=0)
 

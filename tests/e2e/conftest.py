@@ -188,9 +188,17 @@ class ServiceProcess:
         Raises:
             ServiceError: the process ignored SIGTERM for `timeout` seconds (it is killed).
         """
+        self.signal_terminate()
+        return self.wait_exit(timeout)
+
+    def wait_exit(self, timeout: float = 30) -> int | None:
+        """Wait for the process to exit (after SIGTERM); SIGKILL the group after `timeout`.
+
+        Raises:
+            ServiceError: still running after `timeout` seconds (it is killed).
+        """
         if self.process is None:
             return None
-        self.signal_terminate()
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -263,16 +271,19 @@ class ServiceProcesses:
 
     def stop_all(self, timeout: float = 30) -> list[str]:
         """SIGTERM every live process at once, wait for each; return what went wrong."""
+        live = [p for p in self.started if p.running]
+        for process in live:
+            process.signal_terminate()
         problems = []
         for process in self.started:
-            process.signal_terminate()
-        for process in self.started:
             try:
-                code = process.terminate(timeout)
+                # One SIGTERM only: a second one may land after the service has removed its
+                # handler on the way out, and kill it.
+                code = process.wait_exit(timeout)
             except ServiceError as exc:
                 problems.append(str(exc).splitlines()[0])
                 continue
-            if code not in (0, None, -signal.SIGKILL):
+            if process in live and code != 0:
                 problems.append(f"{process.role} exited with {code} after SIGTERM")
         return problems
 
