@@ -432,7 +432,7 @@ class Aggregator(BatchWorker):
 
     Per batch, in order: decode → one transaction (lock jobs, upsert outcomes, apply commands
     and rules, queue status/retry/DLQ messages in the outbox, store the next offsets) → commit →
-    drain the outbox (send, flush, delete) → best-effort offset commit to Kafka for lag metrics.
+    drain the outbox (send, wait for acks, delete) → best-effort offset commit to Kafka.
     Offsets live in Postgres, so a crash after the commit neither loses nor repeats an effect.
     """
 
@@ -497,10 +497,14 @@ class Aggregator(BatchWorker):
             await folding.finish()
             await unit.add_outbox(folding.effects.outbox + dead)
             await unit.store_offsets(self.settings.group_aggregator, next_offsets(records))
-        await self.drain_outbox()
 
     async def commit(self, records: list[ConsumerRecord]) -> None:
-        """Offsets are already stored in Postgres; Kafka's copy only feeds lag metrics."""
+        """Publish what the batch queued; offsets are already stored in Postgres.
+
+        Retried on its own when the broker is away, so the batch is not folded twice. Kafka's
+        copy of the offsets only feeds lag metrics (and KEDA).
+        """
+        await self.drain_outbox()
         try:
             await super().commit(records)
         except Exception as exc:  # a rebalance may have moved the partition: harmless here
