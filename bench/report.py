@@ -64,12 +64,12 @@ def format_ratio(value: float) -> str:
     if not math.isfinite(value):
         return "n/a"
     if value >= 100:
-        return f"{value:,.0f}×"
+        return f"{value:,.0f}x"
     if value >= 10:
-        return f"{value:.1f}×"
+        return f"{value:.1f}x"
     if value >= 1:
-        return f"{value:.2f}×"
-    return f"{value:.3g}×" if value >= 0.01 else f"{value:.2e}×"
+        return f"{value:.2f}x"
+    return f"{value:.3g}x" if value >= 0.01 else f"{value:.2e}x"
 
 
 def format_seconds(seconds: float) -> str:
@@ -133,45 +133,61 @@ class Section:
 
 
 def build_table(sections: Sequence[Section], title: str = "kb-ingest benchmarks") -> Table:
-    """The report: one row per measurement (median rate, median time, spread of rates), then
-    one row per ratio of medians, section by section."""
-    table = Table(title=title, show_lines=False, title_justify="left")
-    table.add_column("bench", no_wrap=True)
-    table.add_column("variant")
-    table.add_column("N per run", justify="right")
+    """The report: one row per measurement (median time and rate, spread of the per-run rates),
+    then one row per ratio of medians, section by section. Notes go under it (`footnotes`)."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("bench / variant", no_wrap=True)
+    table.add_column("N per run", justify="right", no_wrap=True)
     table.add_column("runs", justify="right")
-    table.add_column("median time", justify="right")
-    table.add_column("median rate", justify="right")
-    table.add_column("rate min…max", justify="right")
-    table.add_column("note")
+    table.add_column("median time", justify="right", no_wrap=True)
+    table.add_column("median rate", justify="right", no_wrap=True)
+    table.add_column("rate min…max", justify="right", no_wrap=True)
+    marks = _marks(sections)
     for index, section in enumerate(sections):
         if index:
             table.add_section()
-        first = True
+        table.add_row(f"[bold]{section.title}[/bold]")
         for m in section.measurements:
             rates = m.rates
             table.add_row(
-                section.title if first else "",
-                m.name,
+                f"  {m.name}{marks.get(id(m), '')}",
                 f"{m.count:,} {m.unit}",
                 str(len(m.seconds)),
                 format_seconds(m.median_seconds),
                 f"{format_rate(m.median_rate)} {m.unit}/s",
                 f"{format_rate(min(rates))}…{format_rate(max(rates))}",
-                m.note,
             )
-            first = False
         for c in section.comparisons:
             table.add_row(
-                "",
-                f"[bold]{c.label}[/bold]",
+                f"  [bold]{c.label}[/bold]{marks.get(id(c), '')}",
                 "",
                 "",
                 "",
                 f"[bold]{format_ratio(c.value)}[/bold]",
                 "",
-                c.note or "ratio of median rates",
             )
-        for note in section.notes:
-            table.add_row("", "", "", "", "", "", "", f"[dim]{note}[/dim]")
     return table
+
+
+def _marks(sections: Sequence[Section]) -> dict[int, str]:
+    marks: dict[int, str] = {}
+    for item in _noted(sections):
+        marks[id(item)] = f" [{len(marks) + 1}]"
+    return marks
+
+
+def _noted(sections: Sequence[Section]) -> list[Measurement | Comparison]:
+    """The rows that carry a note, in table order."""
+    noted: list[Measurement | Comparison] = []
+    for section in sections:
+        noted.extend(m for m in section.measurements if m.note)
+        noted.extend(c for c in section.comparisons if c.note)
+    return noted
+
+
+def footnotes(sections: Sequence[Section]) -> list[str]:
+    """The notes of the table: numbered ones for the marked rows, then each section's."""
+    lines = [f"[{n}] {item.note}" for n, item in enumerate(_noted(sections), start=1)]
+    for section in sections:
+        lines.extend(f"{section.title}: {note}" for note in section.notes)
+    return lines

@@ -231,5 +231,14 @@ class Service:
 
 
 async def run_service(settings: Settings, roles: tuple[str, ...]) -> None:
-    """Run the given roles in this process until SIGTERM/SIGINT."""
-    await Service(settings, roles).run()
+    """Run the given roles in this process until SIGTERM/SIGINT.
+
+    Raises:
+        Exception: the first error that stopped a role, after it was logged with its traceback.
+    """
+    try:
+        await Service(settings, roles).run()
+    except ExceptionGroup as group:
+        for exc in group.exceptions:
+            log.error("service_crashed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        raise group.exceptions[0] from None

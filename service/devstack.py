@@ -26,6 +26,7 @@ from service.localstack import (
     LocalStackError,
     PostgresServer,
     port_in_use,
+    postgres_bin_dir,
     server_processes,
     start_kafka,
     start_postgres,
@@ -148,6 +149,8 @@ def _bring_up(directory: Path, kafka_port: int, postgres_port: int) -> _Stack:
         raise LocalStackError(f"port {kafka_port} is already in use (wanted for kafka)")
     if stack.postgres is None and port_in_use(postgres_port):
         raise LocalStackError(f"port {postgres_port} is already in use (wanted for postgres)")
+    if stack.postgres is None:
+        postgres_bin_dir()  # fail before Kafka starts when PostgreSQL is not installed
 
     started: list[KafkaServer | PostgresServer] = []
     try:
@@ -236,7 +239,10 @@ def _bring_down(directory: Path) -> None:
     for pid in strays:
         _info(f"killing leftover process {pid}")
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            if os.getpgid(pid) == pid:  # a server leads its group: take its children too
+                os.killpg(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while server_processes(directory):
         if time.monotonic() >= deadline:

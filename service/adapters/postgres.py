@@ -267,8 +267,10 @@ class JobUnit:
                    outcome = EXCLUDED.outcome,
                    reason = EXCLUDED.reason,
                    error = EXCLUDED.error,
-                   retry_topic = COALESCE(EXCLUDED.retry_topic, d.retry_topic),
-                   retry_value = COALESCE(EXCLUDED.retry_value, d.retry_value),
+                   retry_topic = CASE WHEN EXCLUDED.outcome = 'processed' THEN NULL
+                                 ELSE COALESCE(EXCLUDED.retry_topic, d.retry_topic) END,
+                   retry_value = CASE WHEN EXCLUDED.outcome = 'processed' THEN NULL
+                                 ELSE COALESCE(EXCLUDED.retry_value, d.retry_value) END,
                    attempts = d.attempts + CASE WHEN d.outcome = 'retrying' THEN 1 ELSE 0 END,
                    seq = EXCLUDED.seq,
                    updated_at = EXCLUDED.updated_at""",

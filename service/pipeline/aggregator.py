@@ -176,7 +176,8 @@ class JobFolding:
                 if old == Outcome.PROCESSED.value or old == new:
                     continue  # a redelivered or stale outcome: the stored one stands
                 retry_topic = retry_value = None
-                if event.retry is not None:
+                # Keep what a re-run needs only where one can happen: failed or parked.
+                if event.retry is not None and new in (Outcome.FAILED, Outcome.PARKED):
                     retry_topic = event.retry.topic
                     retry_value = base64.b64decode(event.retry.value_b64)
                 if new == Outcome.PARKED.value and not self._holds(job, o.phase):

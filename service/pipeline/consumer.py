@@ -143,9 +143,12 @@ class ConsumerWorker(BatchWorker):
             kb_id=kb_id,
             doc_id=doc_id,
             outcomes=[outcome],
+            # A failed or parked document carries what re-runs it: its chunk message.
             retry=RetryPayload(
                 topic=topics.chunks, value_b64=base64.b64encode(record.value or b"").decode()
-            ),
+            )
+            if outcome.outcome is not Outcome.PROCESSED
+            else None,
             emitted_at=utcnow(),
         )
         return (topics.phase_events, job_id.encode(), event.to_bytes())

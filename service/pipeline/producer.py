@@ -218,15 +218,19 @@ class ProducerWorker(BatchWorker):
                     ),
                 )
             )
+        rerunnable = any(o.outcome is not Outcome.PROCESSED for o in w.outcomes)
         event = PhaseEventMessage(
             job_id=w.doc.job_id,
             kb_id=w.doc.kb_id,
             doc_id=w.doc.doc_id,
             outcomes=w.outcomes,
+            # A failed or parked document carries what re-runs it: its original message.
             retry=RetryPayload(
                 topic=topics.documents,
                 value_b64=base64.b64encode(w.record.value or b"").decode(),
-            ),
+            )
+            if rerunnable
+            else None,
             emitted_at=utcnow(),
         )
         out.append((topics.phase_events, key, event.to_bytes()))

@@ -151,7 +151,7 @@ class BatchWorker(ABC):
                     await retry_transient(
                         functools.partial(self.commit, records), self.stop_event, "commit"
                     )
-                await self.idle()
+                await retry_transient(self.idle, self.stop_event, "idle")
             except Stopped:
                 # Not committed: the batch comes back to whoever owns the partitions next.
                 log.info("worker_stopping_mid_batch", worker=self.name, records=len(records))

@@ -254,9 +254,10 @@ def written_documents(job_id: str, kb_id: str) -> list[SentDocument]:
         f"The team agreed that the {PLANTED_PHRASE} is the only name anyone remembers "
         "for the rollout plan, so it stays.\n"
     )
+    # Holds every word of the phrase, apart: a match, but a weaker one than the phrase itself.
     decoy = (
-        "A periwinkle notebook lists every zeppelin model in the museum, with no instruments "
-        "at all in it.\n"
+        "A periwinkle notebook lists every zeppelin model in the museum; the harmonica on the "
+        "shelf is not part of the collection.\n"
     )
     unicode_text = (
         "Ünïcödé café — naïve façade, 東京の分散ログ, emoji 🚀, tab\tand\r\nnewlines.\n" * 30
@@ -613,12 +614,43 @@ async def test_search_finds_the_planted_document_first(
         return hits
 
     hits = await search(kb_a, PLANTED_PHRASE)
-    assert hits, f"no hit for {PLANTED_PHRASE!r}"
-    assert (hits[0]["doc_id"], hits[0]["chunk_no"]) == ("written/planted.md", 0)
-    assert "periwinkle" in hits[0]["snippet"].lower()
+    # The phrase itself outranks its words scattered through the decoy; nothing else matches.
+    assert [(h["doc_id"], h["chunk_no"]) for h in hits] == [
+        ("written/planted.md", 0),
+        ("written/decoy.txt", 0),
+    ]
+    assert hits[0]["score"] > hits[1]["score"]
+    assert all(w in hits[0]["snippet"].lower() for w in PLANTED_PHRASE.split())
     assert await search(kb_b, PLANTED_PHRASE) == []
 
     # The demo corpus's own needle: one document of the first job (kb-a), none in kb-b.
     demo_hits = await search(kb_a, DEMO_PHRASE)
     assert demo_hits and demo_hits[0]["doc_id"] == f"corpus/{DEMO_PHRASE_FILE}"
     assert await search(kb_b, DEMO_PHRASE) == []
+
+
+# -- the per-document listing, page by page ----------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: the /documents cursor is the last doc_id, and the next page asks for"
+    " doc_id > cursor, so a document's remaining phase rows are skipped when a page ends"
+    " inside them (service/api/app.py:274, service/adapters/postgres.py:578)",
+)
+async def test_document_listing_pages_through_every_row(
+    deployment: Deployment, bulk: BulkRun
+) -> None:
+    job_id = deployment.name("bulk-3")
+    n = len(bulk.jobs[job_id])
+    seen: list[tuple[str, str]] = []
+    params: dict[str, Any] = {"limit": 999}  # 4 rows a document: page 1 ends inside one
+    for _ in range(10):
+        response = await deployment.api.get(f"/v1/jobs/{job_id}/documents", params=params)
+        assert response.status_code == 200
+        page = response.json()
+        seen += [(i["doc_id"], i["phase"]) for i in page["items"]]
+        if page["next_cursor"] is None:
+            break
+        params["cursor"] = page["next_cursor"]
+    assert len(seen) == len(set(seen)) == 4 * n

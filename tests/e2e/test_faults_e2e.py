@@ -1,0 +1,301 @@
+"""Faults and phase control with the real processes: kill -9, broker and database restarts,
+SIGTERM, pause one job's phase while another job on the same partition keeps flowing.
+
+Every scenario ends with exact counters and exactly the expected chunks in the KB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import KafkaHandle, PostgresHandle
+from tests.e2e.conftest import ServiceEnv, ServiceProcess, ServiceProcesses
+from tests.e2e.helpers import (
+    ExpectedKb,
+    SentDocument,
+    all_done,
+    assert_same_rows,
+    compact_json,
+    control,
+    counters,
+    document,
+    kcat_consume,
+    kcat_produce,
+    wait_until,
+)
+
+pytestmark = pytest.mark.slow
+
+ROLES = ("producer", "consumer", "aggregator", "api")
+
+
+def prose(seed: int, words: int = 600) -> bytes:
+    vocabulary = [
+        "harbor", "signal", "ledger", "lantern", "meadow",
+        "copper", "orbit", "thistle", "quarry", "willow",
+    ]  # fmt: skip
+    return " ".join(
+        f"{vocabulary[(seed + k * 7) % 10]}{(seed * 13 + k) % 101}" for k in range(words)
+    ).encode()
+
+
+def documents(job_id: str, kb_id: str, n: int, start: int = 0) -> list[SentDocument]:
+    return [
+        document(job_id, kb_id, f"doc-{i:05d}", "text/plain", prose(i), as_base64=False)
+        for i in range(start, start + n)
+    ]
+
+
+@dataclass
+class Stack:
+    env: ServiceEnv
+    roles: dict[str, ServiceProcess]
+    db: asyncpg.Pool
+    api: httpx.AsyncClient
+    kafka: KafkaHandle
+    postgres: PostgresHandle
+    counter: itertools.count[int]
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}-{self.env.suffix}-{next(self.counter)}"
+
+    def send(self, docs: list[SentDocument]) -> None:
+        kcat_produce(
+            self.env.kafka_bootstrap, self.env.topics["documents"], [d.line() for d in docs]
+        )
+
+    def seal(self, job_id: str, n: int) -> None:
+        message = control("seal", job_id, expected_documents=n)
+        kcat_produce(
+            self.env.kafka_bootstrap, self.env.topics["control"], [(job_id, compact_json(message))]
+        )
+
+    async def phases(self, job_id: str) -> dict[str, tuple[str, int, int, int, int]]:
+        try:
+            rows = await self.db.fetch(
+                "SELECT * FROM ingestion_phase_status WHERE job_id = $1 ORDER BY position", job_id
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return {}  # the database is restarting
+        return counters([dict(r) for r in rows])
+
+    async def wait_phase(self, job_id: str, phase: str, at_least: int, within: float = 120) -> None:
+        await wait_until(
+            lambda: self.phases(job_id),
+            lambda p: phase in p and p[phase][2] >= at_least,
+            within,
+            f"{job_id} {phase} processed >= {at_least}",
+        )
+
+    async def wait_done(self, job_id: str, n: int, within: float = 180) -> None:
+        await wait_until(
+            lambda: self.phases(job_id),
+            lambda p: p == all_done(n),
+            within,
+            f"{job_id} completed with {n} documents",
+        )
+        status = await self.db.fetchval(
+            "SELECT derived_status || '/' || status FROM ingestion_jobs WHERE job_id = $1", job_id
+        )
+        assert status == "completed/completed"
+
+    async def assert_kb(self, kb_id: str, docs: list[SentDocument]) -> None:
+        expected = ExpectedKb.of(docs, self.env.chunking)
+        rows = await self.db.fetch(
+            "SELECT kb_id, doc_id, chunk_no, text FROM kb_chunks WHERE kb_id = $1", kb_id
+        )
+        assert_same_rows([tuple(r) for r in rows], expected.chunks, f"kb_chunks of {kb_id}")
+        count = await self.db.fetchval("SELECT count(*) FROM kb_documents WHERE kb_id = $1", kb_id)
+        assert count == len(docs)
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    service_env: Any,
+    service_processes: ServiceProcesses,
+    kafka_server: KafkaHandle,
+    postgres_server: PostgresHandle,
+) -> AsyncIterator[Stack]:
+    env: ServiceEnv = service_env(
+        partitions_documents="1",
+        partitions_chunks="1",
+        partitions_default="1",
+        status_progress_interval_s="0.2",
+        batch_max_records="100",
+    )
+    running = dict(zip(ROLES, service_processes(env, *ROLES), strict=True))
+    db = await asyncpg.create_pool(env.database_url, min_size=1, max_size=4)
+    try:
+        async with httpx.AsyncClient(base_url=running["api"].url, timeout=30) as api:
+            yield Stack(env, running, db, api, kafka_server, postgres_server, itertools.count())
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("role", ["producer", "consumer", "aggregator"])
+async def test_kill_9_of_a_worker_mid_job_loses_and_doubles_nothing(
+    stack: Stack, role: str
+) -> None:
+    job, kb, n = stack.name("kill"), stack.name("kb"), 800
+    docs = documents(job, kb, n)
+    stack.send(docs)
+    stack.seal(job, n)
+    await stack.wait_phase(job, "index", 50)
+    stack.roles[role].restart(crash=True)
+    await stack.wait_done(job, n)
+    await stack.assert_kb(kb, docs)
+
+
+@pytest.mark.parametrize("target", ["kafka", "postgres"])
+async def test_a_backend_crash_and_restart_mid_job_ends_exact(stack: Stack, target: str) -> None:
+    job, kb, n = stack.name(f"crash-{target}"), stack.name("kb"), 800
+    docs = documents(job, kb, n)
+    stack.send(docs)
+    stack.seal(job, n)
+    await stack.wait_phase(job, "index", 50)
+    handle = stack.kafka if target == "kafka" else stack.postgres
+    await asyncio.to_thread(handle.restart, crash=True)
+    await stack.wait_done(job, n, within=240)
+    await stack.assert_kb(kb, docs)
+    for process in stack.roles.values():
+        assert process.running, process.log_tail()
+
+
+async def test_sigterm_stops_a_busy_worker_within_the_grace_and_loses_nothing(stack: Stack) -> None:
+    job, kb, n = stack.name("term"), stack.name("kb"), 800
+    docs = documents(job, kb, n)
+    stack.send(docs)
+    stack.seal(job, n)
+    await stack.wait_phase(job, "extract", 50)
+    consumer = stack.roles["producer"]
+    started = time.monotonic()
+    code = consumer.terminate(timeout=25)
+    took = time.monotonic() - started
+    assert code == 0, consumer.log_tail()
+    assert took < 20, f"took {took:.1f}s to stop"
+    consumer.start()
+    consumer.wait_ready()
+    await stack.wait_done(job, n)
+    await stack.assert_kb(kb, docs)
+
+
+async def status_events(stack: Stack, job_id: str) -> list[dict[str, Any]]:
+    records = await asyncio.to_thread(
+        kcat_consume, stack.env.kafka_bootstrap, stack.env.topics["status"]
+    )
+    return [r.json() for r in records if r.key == job_id]
+
+
+def index_status(event: dict[str, Any]) -> str:
+    return str(next(p["status"] for p in event["phases"] if p["phase"] == "index"))
+
+
+async def test_pausing_one_jobs_index_leaves_another_job_on_the_same_partition_flowing(
+    stack: Stack,
+) -> None:
+    a, b, kb_a, kb_b, n = stack.name("A"), stack.name("B"), stack.name("kb"), stack.name("kb"), 1500
+    docs_a, docs_b = documents(a, kb_a, n), documents(b, kb_b, n)
+    stack.send([d for pair in zip(docs_a, docs_b, strict=True) for d in pair])
+    stack.seal(a, n)
+    stack.seal(b, n)
+    await stack.wait_phase(a, "index", 100)
+    before_b, before_t = (await stack.phases(b))["index"][2], time.monotonic()
+    await asyncio.sleep(1.0)
+    rate_both = ((await stack.phases(b))["index"][2] - before_b) / (time.monotonic() - before_t)
+
+    r = await stack.api.post(f"/v1/jobs/{a}/phases/index/pause")
+    assert r.status_code == 202, r.text
+    paused = await wait_until(
+        lambda: status_events(stack, a),
+        lambda ev: any(index_status(e) == "paused" for e in ev),
+        30,
+        f"{a} index paused on the status topic",
+    )
+    published = next(e for e in paused if index_status(e) == "paused")
+    frozen = (await stack.phases(a))["index"][2]
+    assert next(p["processed"] for p in published["phases"] if p["phase"] == "index") == frozen
+    b_start, t_start = (await stack.phases(b))["index"][2], time.monotonic()
+    samples = []
+    while time.monotonic() - t_start < 5:
+        samples.append((await stack.phases(a))["index"][2])
+        await asyncio.sleep(0.25)
+    assert set(samples) == {frozen}, "A's index moved while paused"
+    await stack.wait_done(b, n)
+    rate_paused = (n - b_start) / (time.monotonic() - t_start)
+    phases_a = await stack.phases(a)
+    assert phases_a["index"][0] == "paused" and phases_a["index"][2] == frozen
+    assert phases_a["index"][4] > 0, "A's documents should be parked"
+    print(
+        f"\nB index rate: {rate_both:.0f} docs/s while A ran, "
+        f"{rate_paused:.0f} docs/s while A's index was paused (A frozen at {frozen})"
+    )
+
+    r = await stack.api.post(f"/v1/jobs/{a}/phases/index/resume")
+    assert r.status_code == 202, r.text
+    await stack.wait_done(a, n)
+    await stack.assert_kb(kb_a, docs_a)
+    await stack.assert_kb(kb_b, docs_b)
+    events = await status_events(stack, a)
+    versions = [e["version"] for e in events]
+    assert all(x < y for x, y in itertools.pairwise(versions))
+
+
+async def test_pause_then_kill_9_the_worker_then_resume_loses_nothing(stack: Stack) -> None:
+    job, kb, n = stack.name("pk"), stack.name("kb"), 800
+    docs = documents(job, kb, n)
+    stack.send(docs[:400])
+    await stack.wait_phase(job, "index", 50)
+    r = await stack.api.post(f"/v1/jobs/{job}/phases/index/pause")
+    assert r.status_code == 202, r.text
+    await wait_until(
+        lambda: stack.phases(job), lambda p: p["index"][0] == "paused", 30, "index paused"
+    )
+    stack.send(docs[400:])
+    stack.seal(job, n)
+    await wait_until(lambda: stack.phases(job), lambda p: p["chunk"][2] == n, 120, "all chunked")
+    stack.roles["consumer"].restart(crash=True)
+    phases = await stack.phases(job)
+    assert phases["index"][0] == "paused"
+    assert phases["index"][2] + phases["index"][4] <= n
+    r = await stack.api.post(f"/v1/jobs/{job}/phases/index/resume")
+    assert r.status_code == 202, r.text
+    await stack.wait_done(job, n)
+    await stack.assert_kb(kb, docs)
+
+
+async def test_a_bounded_schemathesis_run_finds_no_server_error(stack: Stack) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cli = str(Path(sys.executable).with_name("schemathesis"))
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            cli,
+            "run",
+            f"{stack.roles['api'].url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "15",
+            "--phases",
+            "examples,fuzzing",
+            "--request-timeout",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
