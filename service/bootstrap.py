@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,8 +124,10 @@ class Service:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         settings = self.settings
-        self.store = await connect_store(settings, attempts=60)
-        await prepare_topics(settings, attempts=60)
+        if not await self._until_stopped(self._connect()):
+            log.info("stopped_before_start")
+            return
+        assert self.store is not None
         fetcher = Fetcher(
             settings.fetch_timeout_s, settings.max_document_bytes, settings.fetch_attempts
         )
@@ -160,6 +162,29 @@ class Service:
             await fetcher.close()
             await self.store.pool.close()
             log.info("shutdown_complete")
+
+    async def _connect(self) -> None:
+        self.store = await connect_store(self.settings, attempts=60)
+        try:
+            await prepare_topics(self.settings, attempts=60)
+        except BaseException:
+            await self.store.pool.close()
+            raise
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run `work` unless a stop comes first (SIGTERM while waiting for the backends)."""
+        task = asyncio.create_task(work, name="wait-for-backends")
+        stopped = asyncio.create_task(self.stopping.wait(), name="wait-for-stop")
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if task.done():
+            stopped.cancel()
+            task.result()
+            return True
+        task.cancel()
+        await asyncio.wait({task})  # let it unwind; its CancelledError stays inside it
+        if self.store is not None:
+            await self.store.pool.close()
+        return False
 
     def _build_workers(self, producer: AIOKafkaProducer, fetcher: Fetcher) -> None:
         settings, store, topics = self.settings, self.store, self.settings.topics

@@ -37,6 +37,9 @@ def _serialisable(value: dict[str, Any]) -> dict[str, Any]:
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_serialisable)]
 
+# Counts are stored as Postgres integers.
+MAX_COUNT = 2**31 - 1
+
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -123,7 +126,7 @@ class JobOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    max_failed_documents: int = Field(default=0, ge=0)
+    max_failed_documents: int = Field(default=0, ge=0, le=MAX_COUNT)
 
 
 class DirectorySource(BaseModel):
@@ -160,7 +163,7 @@ class ControlMessage(Message):
     kb_id: Id | None = None
     options: JobOptions | None = None
     source: Source | None = None
-    expected_documents: int | None = Field(default=None, ge=0)
+    expected_documents: int | None = Field(default=None, ge=0, le=MAX_COUNT)
     request_id: str | None = Field(default=None, max_length=200)
 
     @model_validator(mode="after")
@@ -319,6 +322,7 @@ class Reason(StrEnum):
     INVALID_COMMAND = "invalid_command"
     UNKNOWN_JOB = "unknown_job"
     INVALID_TRANSITION = "invalid_transition"
+    UNPROCESSABLE = "unprocessable"
 
 
 @dataclass(frozen=True)

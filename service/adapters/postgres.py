@@ -26,6 +26,8 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.InterfaceError,
+    # A connection cut mid-query can leave the protocol in a state it reports this way.
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
@@ -238,10 +240,14 @@ class JobUnit:
         if not keys:
             return {}
         rows = await self.conn.fetch(
-            """SELECT d.job_id, d.doc_id, d.phase, d.outcome
-               FROM ingestion_document_status d
-               JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(job_id, doc_id, phase)
-                 ON d.job_id = k.job_id AND d.doc_id = k.doc_id AND d.phase = k.phase""",
+            # One primary-key probe per key: a plain join may pick the outcome index on a
+            # fresh table (no statistics yet) and slow down as the first big job grows.
+            """SELECT k.job_id, k.doc_id, k.phase, d.outcome
+               FROM unnest($1::text[], $2::text[], $3::text[]) AS k(job_id, doc_id, phase)
+               CROSS JOIN LATERAL (
+                   SELECT outcome FROM ingestion_document_status
+                   WHERE job_id = k.job_id AND doc_id = k.doc_id AND phase = k.phase
+               ) AS d""",
             [k[0] for k in keys],
             [k[1] for k in keys],
             [k[2] for k in keys],
@@ -569,23 +575,43 @@ class PostgresStore:
         return [_job_from_rows(j, by_job.get(j["job_id"], [])) for j in jobs]
 
     async def job_documents(
-        self, job_id: str, phase: Phase | None, outcome: str | None, limit: int, after: str | None
+        self,
+        job_id: str,
+        phase: Phase | None,
+        outcome: str | None,
+        limit: int,
+        after: tuple[str, str] | None,
     ) -> list[dict[str, Any]]:
-        """Per-document outcomes of a job, filtered by phase and outcome."""
+        """Per-document outcomes of a job, filtered by phase and outcome, after a
+        (doc_id, phase) cursor."""
         rows = await self.pool.fetch(
             """SELECT doc_id, phase, outcome, reason, error, attempts, first_seen_at, updated_at
                FROM ingestion_document_status
                WHERE job_id = $1 AND ($2::text IS NULL OR phase = $2)
                  AND ($3::text IS NULL OR outcome = $3)
-                 AND ($4::text IS NULL OR doc_id > $4)
-               ORDER BY doc_id, phase LIMIT $5""",
+                 AND ($4::text IS NULL OR (doc_id, phase) > ($4, $5))
+               ORDER BY doc_id, phase LIMIT $6""",
             job_id,
             phase.value if phase else None,
             outcome,
-            after,
+            after[0] if after else None,
+            after[1] if after else "",
             limit,
         )
         return [dict(r) for r in rows]
+
+    async def documents_with_outcome(
+        self, job_id: str, phases: Sequence[Phase], outcome: str
+    ) -> list[tuple[str, Phase]]:
+        """(doc_id, phase) of a job's documents with `outcome` in `phases` (read only)."""
+        rows = await self.pool.fetch(
+            """SELECT doc_id, phase FROM ingestion_document_status
+               WHERE job_id = $1 AND phase = ANY($2::text[]) AND outcome = $3 ORDER BY seq""",
+            job_id,
+            [p.value for p in phases],
+            outcome,
+        )
+        return [(r["doc_id"], Phase(r["phase"])) for r in rows]
 
     async def ping(self) -> None:
         """Raise unless the database answers."""

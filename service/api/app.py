@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.adapters.postgres import JobRecord, PostgresStore
 from service.config import Settings
-from service.contracts import Command, Id, JobOptions, PhaseView, Source
+from service.contracts import MAX_COUNT, Command, Id, JobOptions, PhaseView, Source
 from service.domain.jobs import JobStatus, LegacyStatus, current_phase, legacy_status
 from service.domain.phases import Phase
 from service.pipeline.aggregator import phase_view
@@ -76,7 +76,7 @@ class CreateJob(BaseModel):
 class SealJob(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    expected_documents: int = Field(ge=0)
+    expected_documents: int = Field(ge=0, le=MAX_COUNT)
 
 
 class DocumentOutcome(BaseModel):
@@ -269,9 +269,18 @@ def create_app(
         cursor: str | None = None,
     ) -> DocumentPage:
         await existing(job_id)
-        rows = await store.job_documents(job_id, phase, outcome, limit, _decode_cursor(cursor))
+        after = _decode_cursor(cursor)
+        position = tuple(after.split("\n", 1)) if after is not None else None
+        if position is not None and len(position) != 2:
+            raise ApiError(422, "invalid_cursor", "cursor is not one this API handed out")
+        rows = await store.job_documents(job_id, phase, outcome, limit, position)
         items = [DocumentOutcome(**r) for r in rows]
-        next_cursor = _encode_cursor(items[-1].doc_id) if len(items) == limit else None
+        last = items[-1] if items else None
+        next_cursor = (
+            _encode_cursor(f"{last.doc_id}\n{last.phase.value}")
+            if last is not None and len(items) == limit
+            else None
+        )
         return DocumentPage(items=items, next_cursor=next_cursor)
 
     @v1.get("/kbs/{kb_id}/search", response_model=SearchResult)
@@ -284,6 +293,17 @@ def create_app(
         return SearchResult(kb_id=kb_id, query=q, hits=[SearchHit(**h) for h in hits])
 
     app.include_router(v1)
+
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Any) -> Any:
+        # Postgres text cannot hold NUL: refuse it at the door instead of failing deeper.
+        if "\x00" in request.url.path or "%00" in str(request.url.query):
+            return JSONResponse(
+                status_code=422,
+                content={"code": "invalid_input", "message": "NUL characters are not allowed"},
+            )
+        return await call_next(request)
+
     add_health_routes(app, readiness)
 
     @app.exception_handler(ApiError)

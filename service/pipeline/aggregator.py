@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from service.adapters.postgres import (
+    TRANSIENT_DB_ERRORS,
     JobRecord,
     JobUnit,
     OutboxMessage,
@@ -47,7 +49,7 @@ from service.domain.phases import (
     apply_rules,
 )
 from service.logging import get_logger
-from service.pipeline.runtime import BatchWorker, next_offsets, utcnow
+from service.pipeline.runtime import BatchWorker, next_offsets, record_key, utcnow
 
 log = get_logger(__name__)
 
@@ -264,8 +266,16 @@ class JobFolding:
                 f"job {command.job_id!r} already belongs to kb {existing.kb_id!r}",
             )
         job = await self.job(command.job_id, command.kb_id)
-        if command.options is not None:
+        if command.options is not None and command.options != job.options:
             job.options = command.options
+            self.effects.note(job.job_id, "options")
+            # Options and documents travel on different topics: a raised tolerance that
+            # arrives after the failures it tolerates lifts the count-based failure.
+            for state in job.phases:
+                if state.status == PhaseStatus.FAILED and (
+                    state.failed <= job.options.max_failed_documents
+                ):
+                    state.retry(self.now)
         if command.source is not None:
             job.source = command.source.model_dump()
 
@@ -318,7 +328,9 @@ class JobFolding:
             targets = [p for p in targets if job.phase(p).status != PhaseStatus.FAILED]
         for phase in targets:
             state = job.phase(phase)
-            job.pause_requested.discard(phase)
+            if phase in job.pause_requested:
+                job.pause_requested.discard(phase)  # its marker will find nothing to pause
+                self.effects.note(job.job_id, f"{phase}:pause_cancelled")
             if state.resume(self.now):
                 # The pause is not the phase's fault: do not flag it stalled for it.
                 state.last_progress_at = self.now
@@ -456,6 +468,35 @@ class Aggregator(BatchWorker):
         return _SeekToStoredOffsets(self)
 
     async def handle(self, records: list[ConsumerRecord]) -> None:
+        """Fold the batch; if the database refuses it for good, fold record by record.
+
+        A record the database still refuses on its own goes to `kb.dlq` (reason
+        `unprocessable`) with its offset stored, so one bad record never stops the partition.
+        """
+        try:
+            await self.fold(records)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except asyncpg.PostgresError as exc:
+            log.error("batch_refused", error=f"{type(exc).__name__}: {exc}", records=len(records))
+            for record in records:
+                try:
+                    await self.fold([record])
+                except TRANSIENT_DB_ERRORS:
+                    raise
+                except asyncpg.PostgresError as one:
+                    await self.dead_letter(record, f"{type(one).__name__}: {one}")
+
+    async def dead_letter(self, record: ConsumerRecord, detail: str) -> None:
+        """Send one record the database refuses to the DLQ, storing its offset."""
+        log.error("record_unprocessable", topic=record.topic, offset=record.offset, error=detail)
+        rejection = Rejection(Reason.UNPROCESSABLE, detail[:1000], record_key(record))
+        async with self.store.unit() as unit:
+            await unit.add_outbox([dlq_for(record, rejection, self.settings.topics.dlq)])
+            await unit.store_offsets(self.settings.group_aggregator, next_offsets([record]))
+
+    async def fold(self, records: list[ConsumerRecord]) -> None:
+        """One transaction for the batch (see the class docstring for the order)."""
         now = utcnow()
         topics = self.settings.topics
         events: list[PhaseEventMessage] = []

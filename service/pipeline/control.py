@@ -37,12 +37,16 @@ class CommandConflict(Exception):
 
 
 class _DryRunUnit:
-    """Stands in for the database while a command is checked on a copy of a job."""
+    """Reads in place of writing, so a command can be tried on a copy of a job."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self.store = store
 
     async def take_for_rerun(
         self, job_id: str, phases: Sequence[Phase], outcome: str, now: datetime
     ) -> list[Republish]:
-        return []
+        found = await self.store.documents_with_outcome(job_id, phases, outcome)
+        return [Republish(doc_id, phase, "", b"") for doc_id, phase in found]
 
     async def insert_job(self, *args: Any, **kwargs: Any) -> JobRecord:
         raise CommandRefused(Reason.UNKNOWN_JOB, "job does not exist")
@@ -104,7 +108,8 @@ class JobCommands:
             expected_documents=expected_documents,
             request_id=str(uuid.uuid4()),
         )
-        await self._check(job, command)
+        if not await self._check(job, command):
+            return job
         await self._send(command)
         return await self._wait_for_version(job_id, job.version, wait_s) or job
 
@@ -121,7 +126,8 @@ class JobCommands:
         command = ControlMessage(
             command=command_name, job_id=job_id, phase=phase, request_id=str(uuid.uuid4())
         )
-        await self._check(job, command)
+        if not await self._check(job, command):
+            return job  # an idempotent repeat: nothing to send, nothing to wait for
         await self._send(command)
         return await self._wait_for_version(job_id, job.version, wait_s) or job
 
@@ -131,8 +137,14 @@ class JobCommands:
             raise JobNotFound(job_id)
         return job
 
-    async def _check(self, job: JobRecord, command: ControlMessage) -> None:
-        folding = JobFolding(self.settings, _DryRunUnit(), utcnow())  # type: ignore[arg-type]
+    async def _check(self, job: JobRecord, command: ControlMessage) -> bool:
+        """Try the command on a copy of the job; True when it would change something.
+
+        Raises:
+            CommandConflict: the aggregator would refuse it.
+        """
+        unit = _DryRunUnit(self.store)
+        folding = JobFolding(self.settings, unit, utcnow())  # type: ignore[arg-type]
         folding.jobs = {job.job_id: copy.deepcopy(job)}
         try:
             await folding.apply_command(command)
@@ -140,6 +152,7 @@ class JobCommands:
             raise CommandConflict(exc.code, str(exc)) from exc
         except CommandRefused as exc:
             raise CommandConflict(str(exc.reason), exc.detail) from exc
+        return bool(folding.effects.changed.get(job.job_id) or folding.effects.outbox)
 
     async def _send(self, command: ControlMessage) -> None:
         await self.producer.send_and_wait(

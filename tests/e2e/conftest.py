@@ -42,15 +42,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+# Each test's setup/call/teardown reports, read by _service_logs_on_failure after the test.
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
-    # Read by _service_logs_on_failure, after the test.
     item.stash.setdefault(_REPORTS, {})[report.when] = report
     return report
-
-
-_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,15 @@ class ServiceEnv:
 
 @pytest.fixture(scope="session")
 def service_env(kafka_bootstrap: str, database_url: str) -> Any:
-    """A factory: ``service_env(**extra_vars)`` → a `ServiceEnv` with fresh topics and groups."""
+    """A factory: ``service_env(**settings)`` → a `ServiceEnv` with fresh topics and groups.
 
-    def make(**extra: str) -> ServiceEnv:
+    Keyword arguments are further settings by name (``batch_max_records="100"`` sets
+    ``KB_INGEST_BATCH_MAX_RECORDS``); chunking goes through ``chunking=`` so that tests
+    recompute chunks with what the service was given.
+    """
+
+    def make(chunking: ChunkingParams = E2E_CHUNKING, **extra: str) -> ServiceEnv:
+        assert not {"chunk_size", "chunk_overlap"} & set(extra), "pass chunking=ChunkingParams"
         suffix = uuid.uuid4().hex[:10]
         return ServiceEnv(
             suffix=suffix,
@@ -93,6 +99,7 @@ def service_env(kafka_bootstrap: str, database_url: str) -> Any:
             database_url=database_url,
             topics={k: f"e2e-{suffix}.{k.replace('_', '-')}" for k in TOPIC_KEYS},
             groups={k: f"e2e-{suffix}-{k}" for k in GROUP_KEYS},
+            chunking=chunking,
             extra={f"KB_INGEST_{k.upper()}": v for k, v in extra.items()},
         )
 
@@ -136,7 +143,9 @@ class ServiceProcess:
         self._close_log()
         self.starts += 1
         port_var = "KB_INGEST_API_PORT" if self.role == "api" else "KB_INGEST_HEALTH_PORT"
-        env = {**os.environ, **self.env.variables(), port_var: str(self.port)}
+        # Only this deployment's settings: none leak in from the shell (a token, a topic...).
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("KB_INGEST_")}
+        env = {**inherited, **self.env.variables(), port_var: str(self.port)}
         self._log = self.log_path.open("ab")
         self._log.write(f"--- start #{self.starts}: kb-ingest run {self.role}\n".encode())
         self._log.flush()

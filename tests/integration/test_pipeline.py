@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 
 import pytest
@@ -138,3 +139,29 @@ async def test_status_events_have_strictly_increasing_versions_and_end_completed
     assert events[-1]["status"] == "completed"
     assert events[-1]["version"] == done.version
     assert [p["processed"] for p in events[-1]["phases"]] == [5, 5, 5, 5]
+
+
+async def test_a_record_the_database_refuses_is_dead_lettered_and_the_partition_flows_on(
+    settings_factory: SettingsFactory, store: PostgresStore
+) -> None:
+    settings = settings_factory(partitions_default=1)
+    job, kb = f"nul-{uuid.uuid4().hex[:8]}", f"kb-{uuid.uuid4().hex[:8]}"
+    # Valid by the schema, refused by Postgres: text columns cannot hold NUL characters.
+    poison = json.dumps({
+        "type": "phase-event", "v": 1, "job_id": job, "kb_id": kb, "doc_id": "x",
+        "outcomes": [{"phase": "extract", "outcome": "failed", "error": "bad\x00byte"}],
+        "emitted_at": "2026-01-01T00:00:00Z",
+    }).encode()  # fmt: skip
+    feeder = Feeder(settings)
+    async with running(settings):
+        await feeder.send(settings.topics.phase_events, job, [poison])
+        await feeder.documents([text_doc(job, kb, f"d{i}", prose(i)) for i in range(3)])
+        await feeder.seal(job, 3)
+        done = await wait_for_job(store, job)
+        dlq = await read_topic(settings, settings.topics.dlq, idle_s=0.5)
+    assert done.status == JobStatus.COMPLETED
+    assert counters(done)["index"] == ("completed", 3, 3, 0, 0)
+    assert [(d["reason"], d["source_topic"]) for d in dlq] == [
+        ("unprocessable", settings.topics.phase_events)
+    ]
+    assert base64.b64decode(dlq[0]["original_b64"]) == poison
