@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import re
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from service.domain.documents import ID_PATTERN, content_type_for
 _ID = re.compile(ID_PATTERN)
 _NOT_ID_CHAR = re.compile(r"[^A-Za-z0-9._:/@-]")
 OCTET_STREAM = "application/octet-stream"
+# Worth another attempt; anything else (a name too long, a directory, ...) will not change.
+_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.EBUSY})
 
 
 class FetchError(Exception):
@@ -56,10 +59,14 @@ def directory_items(path: str) -> list[SourceItem]:
         FetchError: the directory does not exist or cannot be read.
     """
     root = Path(path)
-    if not root.is_dir():
-        raise FetchError(f"not a readable directory: {path}", transient=False)
+    try:
+        if not root.is_dir():
+            raise FetchError(f"not a readable directory: {path[:300]}", transient=False)
+        files = sorted(p for p in root.rglob("*") if p.is_file())
+    except OSError as exc:
+        raise FetchError(f"cannot list {path[:300]}: {exc.strerror}", transient=False) from exc
     items = []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+    for file in files:
         content_type = content_type_for(file.name)
         if content_type is None:
             continue
@@ -125,11 +132,14 @@ class Fetcher:
             if size > self.max_bytes:
                 raise FetchError(f"{path} is {size} bytes, over {self.max_bytes}", False)
             return Fetched(path.read_bytes(), None)
+        except ValueError as exc:  # e.g. an embedded NUL in the path
+            raise FetchError(f"unusable file path: {exc}", transient=False) from exc
         except FileNotFoundError as exc:
             # Files may still be on their way (a retry later succeeds): try again, then fail.
-            raise FetchError(f"no such file: {path}", transient=True) from exc
+            raise FetchError(f"no such file: {str(path)[:300]}", transient=True) from exc
         except OSError as exc:
-            raise FetchError(f"cannot read {path}: {exc.strerror}", transient=True) from exc
+            transient = exc.errno in _TRANSIENT_ERRNOS
+            raise FetchError(f"cannot read {str(path)[:300]}: {exc.strerror}", transient) from exc
 
     async def _get(self, uri: str) -> Fetched:
         if self._client is None:

@@ -95,6 +95,8 @@ class JobCommands:
             source=source,
             request_id=str(uuid.uuid4()),
         )
+        if existing is not None and not await self._check(existing, command):
+            return job_id, existing  # the job already is what was asked
         await self._send(command)
         after = -1 if existing is None else existing.version
         return job_id, await self._wait_for_version(job_id, after, wait_s)

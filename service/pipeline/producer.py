@@ -7,6 +7,7 @@ import base64
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from pydantic import ValidationError
 
 from service.adapters.postgres import PostgresStore
 from service.adapters.sources import (
@@ -37,7 +38,7 @@ from service.domain.documents import normalize_content_type
 from service.domain.extraction import ExtractionError, extract_text
 from service.domain.phases import Phase
 from service.logging import get_logger
-from service.pipeline.runtime import BatchWorker, send_all, utcnow
+from service.pipeline.runtime import TRANSIENT_ERRORS, BatchWorker, send_all, utcnow
 
 log = get_logger(__name__)
 
@@ -144,14 +145,20 @@ class ProducerWorker(BatchWorker):
             return
         try:
             text = await self.extract(w.doc)
-        except DocumentFailed as exc:
-            w.failure = exc
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:  # bad input must fail its document, never the worker
+            if isinstance(exc, DocumentFailed):
+                w.failure = exc
+            else:
+                log.exception("extract_crashed", job_id=job, doc_id=w.doc.doc_id)
+                w.failure = DocumentFailed(Reason.EXTRACT_FAILED, f"{type(exc).__name__}: {exc}")
             w.outcomes.append(
                 PhaseOutcome(
                     phase=Phase.EXTRACT,
                     outcome=Outcome.FAILED,
-                    reason=exc.reason,
-                    error=exc.detail[:2000],
+                    reason=w.failure.reason,
+                    error=w.failure.detail[:2000],
                 )
             )
             return
@@ -305,6 +312,31 @@ class ProducerWorker(BatchWorker):
                 items = directory_items(source.path)
             else:
                 items = uri_items(source.uris)
+            documents = [
+                DocumentMessage(
+                    job_id=command.job_id,
+                    kb_id=command.kb_id,
+                    doc_id=item.doc_id,
+                    content_type=item.content_type,
+                    source_uri=item.uri,
+                )
+                for item in items
+            ]
+        except ValidationError as exc:
+            log.warning("source_unusable", job_id=command.job_id, error=str(exc))
+            return [
+                (
+                    topics.dlq,
+                    key,
+                    dlq_value(
+                        record,
+                        Reason.FETCH_FAILED.value,
+                        f"source item not usable: {exc}",
+                        command.job_id,
+                        None,
+                    ),
+                )
+            ]
         except FetchError as exc:
             log.warning("source_unreadable", job_id=command.job_id, error=exc.detail)
             return [
@@ -314,16 +346,7 @@ class ProducerWorker(BatchWorker):
                     dlq_value(record, Reason.FETCH_FAILED.value, exc.detail, command.job_id, None),
                 )
             ]
-        out: Outgoing = []
-        for item in items:
-            doc = DocumentMessage(
-                job_id=command.job_id,
-                kb_id=command.kb_id,
-                doc_id=item.doc_id,
-                content_type=item.content_type,
-                source_uri=item.uri,
-            )
-            out.append((topics.documents, key, doc.to_bytes()))
+        out: Outgoing = [(topics.documents, key, doc.to_bytes()) for doc in documents]
         seal = ControlMessage(
             command=Command.SEAL,
             job_id=command.job_id,
