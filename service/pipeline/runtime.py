@@ -12,10 +12,21 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from prometheus_client import Counter, Histogram
 
 from service.adapters.kafka import TRANSIENT_KAFKA_ERRORS
 from service.adapters.postgres import TRANSIENT_DB_ERRORS
 from service.logging import get_logger
+
+RECORDS = Counter("kb_ingest_records_total", "Kafka records handled", ["worker"])
+BATCHES = Counter("kb_ingest_batches_total", "Batches handled and committed", ["worker"])
+BATCH_SECONDS = Histogram(
+    "kb_ingest_batch_seconds",
+    "Time to handle and commit one batch",
+    ["worker"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TRANSIENT = Counter("kb_ingest_transient_errors_total", "Transient errors backed off", ["what"])
 
 TRANSIENT_ERRORS = TRANSIENT_KAFKA_ERRORS + TRANSIENT_DB_ERRORS
 
@@ -52,6 +63,7 @@ async def retry_transient(
             return await action()
         except TRANSIENT_ERRORS as exc:
             attempt += 1
+            TRANSIENT.labels(what).inc()
             log.warning(
                 "transient_error", what=what, attempt=attempt, error=f"{type(exc).__name__}: {exc}"
             )
@@ -143,6 +155,7 @@ class BatchWorker(ABC):
                 for tp in sorted(batches, key=lambda t: (t.topic, t.partition))
                 for r in batches[tp]
             ]
+            started = time.monotonic()
             try:
                 if records:
                     await retry_transient(
@@ -159,6 +172,10 @@ class BatchWorker(ABC):
                     self._rewind(records)
                 break
             self.progress.beat(len(records))
+            if records:
+                RECORDS.labels(self.name).inc(len(records))
+                BATCHES.labels(self.name).inc()
+                BATCH_SECONDS.labels(self.name).observe(time.monotonic() - started)
         log.info("worker_stopped", worker=self.name)
 
     def _rewind(self, records: list[ConsumerRecord]) -> None:

@@ -165,3 +165,24 @@ async def test_a_record_the_database_refuses_is_dead_lettered_and_the_partition_
         ("unprocessable", settings.topics.phase_events)
     ]
     assert base64.b64decode(dlq[0]["original_b64"]) == poison
+
+
+async def test_metrics_count_the_records_each_worker_handled(
+    settings_factory: SettingsFactory, store: PostgresStore
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def handled(worker: str) -> float:
+        return REGISTRY.get_sample_value("kb_ingest_records_total", {"worker": worker}) or 0.0
+
+    before = {w: handled(w) for w in ("producer", "consumer", "aggregator")}
+    settings = settings_factory()
+    job, kb = f"met-{uuid.uuid4().hex[:8]}", f"kb-{uuid.uuid4().hex[:8]}"
+    feeder = Feeder(settings)
+    async with running(settings):
+        await feeder.documents([text_doc(job, kb, f"d{i}", prose(i)) for i in range(4)])
+        await feeder.seal(job, 4)
+        await wait_for_job(store, job)
+    assert handled("producer") - before["producer"] == 5  # 4 documents + the seal (kb.control)
+    assert handled("consumer") - before["consumer"] == 4  # one chunk message per document
+    assert handled("aggregator") - before["aggregator"] >= 9  # 8 outcome events + the seal
