@@ -28,7 +28,6 @@ from service.config import Settings
 from service.contracts import (
     Command,
     ControlMessage,
-    DlqMessage,
     JobOptions,
     Message,
     Outcome,
@@ -49,6 +48,7 @@ from service.domain.phases import (
     apply_rules,
 )
 from service.logging import get_logger
+from service.pipeline.deadletter import dlq_value
 from service.pipeline.runtime import BatchWorker, next_offsets, record_key, utcnow
 
 log = get_logger(__name__)
@@ -425,19 +425,12 @@ class JobFolding:
 
 
 def dlq_for(record: ConsumerRecord, rejection: Rejection, topic: str) -> OutboxMessage:
-    """The `kb.dlq` message for a rejected record."""
-    message = DlqMessage(
-        reason=rejection.reason.value,
-        detail=rejection.detail,
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        original_b64=base64.b64encode(record.value or b"").decode(),
-        job_id=rejection.job_id,
-        doc_id=rejection.doc_id,
-    )
+    """The `kb.dlq` message for a rejected record, queued in the outbox."""
     key = rejection.job_id.encode() if rejection.job_id else None
-    return OutboxMessage(topic, key, message.to_bytes())
+    value = dlq_value(
+        record, rejection.reason.value, rejection.detail, rejection.job_id, rejection.doc_id
+    )
+    return OutboxMessage(topic, key, value)
 
 
 class Aggregator(BatchWorker):

@@ -20,7 +20,7 @@ from service.contracts import (
 )
 from service.domain.phases import Phase
 from service.logging import get_logger
-from service.pipeline.producer import Outgoing, dlq_value
+from service.pipeline.deadletter import Outgoing, dlq_value
 from service.pipeline.runtime import BatchWorker, send_all, utcnow
 
 log = get_logger(__name__)

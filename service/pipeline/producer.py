@@ -23,7 +23,6 @@ from service.contracts import (
     Command,
     ControlMessage,
     DirectorySource,
-    DlqMessage,
     DocumentMessage,
     Outcome,
     PhaseEventMessage,
@@ -38,11 +37,10 @@ from service.domain.documents import normalize_content_type
 from service.domain.extraction import ExtractionError, extract_text
 from service.domain.phases import Phase
 from service.logging import get_logger
+from service.pipeline.deadletter import Outgoing, dlq_value
 from service.pipeline.runtime import TRANSIENT_ERRORS, BatchWorker, send_all, utcnow
 
 log = get_logger(__name__)
-
-Outgoing = list[tuple[str, bytes | None, bytes]]
 
 PRODUCER_PHASES = (Phase.LOAD, Phase.EXTRACT, Phase.CHUNK)
 
@@ -54,22 +52,6 @@ class DocumentFailed(Exception):
         super().__init__(detail)
         self.reason = str(reason)
         self.detail = detail
-
-
-def dlq_value(
-    record: ConsumerRecord, reason: str, detail: str, job: str | None, doc: str | None
-) -> bytes:
-    """A `kb.dlq` value for a record."""
-    return DlqMessage(
-        reason=reason,
-        detail=detail[:2000],
-        source_topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        original_b64=base64.b64encode(record.value or b"").decode(),
-        job_id=job,
-        doc_id=doc,
-    ).to_bytes()
 
 
 @dataclass
