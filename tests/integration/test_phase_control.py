@@ -234,3 +234,31 @@ async def test_every_v1_route_requires_the_bearer_token_when_one_is_set(
         ok = await api.get("/v1/jobs", headers={"Authorization": "Bearer s3cret-token"})
         assert ok.status_code == 200
         assert (await api.get("/healthz")).status_code == 200  # probes need no token
+
+
+async def test_jobs_are_listed_by_kb_and_status_page_by_page(
+    settings_factory: SettingsFactory, store: PostgresStore
+) -> None:
+    settings = settings_factory()
+    kb = f"kb-{uuid.uuid4().hex[:8]}"
+    jobs = sorted(f"ls-{uuid.uuid4().hex[:8]}" for _ in range(3))
+    async with running(settings), api_client(settings, store) as api:
+        for job in jobs:
+            r = await api.post("/v1/jobs", json={"job_id": job, "kb_id": kb})
+            assert r.status_code == 201, r.text
+            assert r.json()["status"] == "pending"
+        seen: list[str] = []
+        params: dict[str, Any] = {"kb_id": kb, "limit": 2}
+        while True:
+            page = (await api.get("/v1/jobs", params=params)).json()
+            seen += [j["job_id"] for j in page["items"]]
+            if page["next_cursor"] is None:
+                break
+            params["cursor"] = page["next_cursor"]
+        assert seen == jobs
+        pending = (await api.get("/v1/jobs", params={"kb_id": kb, "status": "pending"})).json()
+        assert [j["job_id"] for j in pending["items"]] == jobs
+        running_ = (await api.get("/v1/jobs", params={"kb_id": kb, "status": "running"})).json()
+        assert running_["items"] == []
+        bad = await api.get("/v1/jobs", params={"cursor": "%%%not-base64"})
+        assert (bad.status_code, bad.json()["code"]) == (422, "invalid_cursor")
