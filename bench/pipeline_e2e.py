@@ -57,14 +57,7 @@ def run_settings(bootstrap: str, database_url: str, tag: str) -> Settings:
     return Settings(
         kafka_bootstrap=bootstrap,
         database_url=database_url,
-        topics=Topics(
-            documents=f"bench.{tag}.documents",
-            control=f"bench.{tag}.control",
-            chunks=f"bench.{tag}.chunks",
-            phase_events=f"bench.{tag}.phase-events",
-            status=f"bench.{tag}.status",
-            dlq=f"bench.{tag}.dlq",
-        ),
+        topics=Topics.prefixed(f"bench.{tag}"),
         group_producer=f"bench.{tag}.producer",
         group_consumer=f"bench.{tag}.consumer",
         group_aggregator=f"bench.{tag}.aggregator",

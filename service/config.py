@@ -20,6 +20,13 @@ class Topics(BaseSettings):
     status: str = "kb.status"
     dlq: str = "kb.dlq"
 
+    @classmethod
+    def prefixed(cls, prefix: str) -> Topics:
+        """The default names under a prefix (`PREFIX.kb.documents`, ...): one namespace per
+        deployment sharing a cluster, or per test run."""
+        names = {name: f"{prefix}.{field.default}" for name, field in cls.model_fields.items()}
+        return cls.model_validate(names)
+
 
 class Settings(BaseSettings):
     """Every knob of the service; secrets are `SecretStr` so they never reach a log line."""

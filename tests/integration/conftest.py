@@ -30,14 +30,7 @@ def settings_factory(kafka_bootstrap: str, database_url: str) -> SettingsFactory
         values: dict[str, Any] = {
             "kafka_bootstrap": kafka_bootstrap,
             "database_url": database_url,
-            "topics": Topics(
-                documents=f"t{tag}.documents",
-                control=f"t{tag}.control",
-                chunks=f"t{tag}.chunks",
-                phase_events=f"t{tag}.phase-events",
-                status=f"t{tag}.status",
-                dlq=f"t{tag}.dlq",
-            ),
+            "topics": Topics.prefixed(f"t{tag}"),
             "partitions_documents": 3,
             "partitions_chunks": 3,
             "partitions_default": 2,

@@ -44,14 +44,7 @@ TOPIC_OF_TYPE = {
 async def settings(kafka_bootstrap: str) -> AsyncIterator[Settings]:
     """Settings with topic names of this test only; the topics are deleted afterwards."""
     suffix = uuid.uuid4().hex[:12]
-    topics = Topics(
-        documents=f"test.documents.{suffix}",
-        control=f"test.control.{suffix}",
-        chunks=f"test.chunks.{suffix}",
-        phase_events=f"test.phase-events.{suffix}",
-        status=f"test.status.{suffix}",
-        dlq=f"test.dlq.{suffix}",
-    )
+    topics = Topics.prefixed(f"test.{suffix}")
     settings = Settings(
         kafka_bootstrap=kafka_bootstrap,
         topics=topics,

@@ -20,13 +20,13 @@ from typer.testing import CliRunner
 from service.devstack import dev_app
 from service.localstack import (
     free_port,
-    postgres_bin_dir,
     server_processes,
     start_kafka,
     start_postgres,
     stop_kafka,
     stop_postgres,
 )
+from tests.clients import psql
 from tests.conftest import KafkaHandle, PostgresHandle
 
 pytestmark = pytest.mark.integration
@@ -39,18 +39,6 @@ async def _topics(bootstrap: str) -> set[str]:
         return set(await admin.list_topics())
     finally:
         await admin.close()
-
-
-def _psql(url: str, sql: str) -> str:
-    psql = shutil.which("psql") or str(postgres_bin_dir() / "psql")
-    result = subprocess.run(
-        [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 async def test_kafka_fixture_answers_an_admin_client(kafka_bootstrap: str) -> None:
@@ -71,8 +59,8 @@ def test_kafka_fixture_answers_kcat(kafka_bootstrap: str) -> None:
     assert f"broker 1 at {kafka_bootstrap}" in result.stdout
 
 
-def test_postgres_fixture_answers_psql(database_url: str) -> None:
-    assert _psql(database_url, "select 1") == "1"
+def test_postgres_fixture_answerspsql(database_url: str) -> None:
+    assert psql(database_url, "select 1") == "1"
 
 
 async def test_broker_killed_and_restarted_keeps_topics_and_messages(tmp_path: Path) -> None:
@@ -117,12 +105,12 @@ def test_postgres_killed_and_restarted_keeps_committed_rows(tmp_path: Path) -> N
     server = start_postgres(tmp_path / "postgres", durable=False)
     database = PostgresHandle(server.url, server)
     try:
-        _psql(database.url, "create table survivor (note text); insert into survivor values ('x')")
+        psql(database.url, "create table survivor (note text); insert into survivor values ('x')")
 
         database.restart(crash=True)
 
         assert database.url == server.url
-        assert _psql(database.url, "select note from survivor") == "x"
+        assert psql(database.url, "select note from survivor") == "x"
     finally:
         assert database.server is not None
         stop_postgres(database.server)

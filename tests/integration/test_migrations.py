@@ -7,8 +7,6 @@ Each test works in its own throwaway database, so nothing here touches the sessi
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -30,7 +28,7 @@ from service.adapters.postgres import PostgresStore, create_pool
 from service.contracts import JobOptions
 from service.domain.jobs import JobStatus
 from service.domain.phases import PHASES, Phase, PhaseStatus
-from service.localstack import postgres_bin_dir
+from tests.clients import psql
 
 pytestmark = pytest.mark.integration
 
@@ -117,18 +115,6 @@ async def _lock_is_free(url: str) -> bool:
         return bool(got)
     finally:
         await conn.close()
-
-
-def _psql(url: str, sql: str) -> str:
-    psql = shutil.which("psql") or str(postgres_bin_dir() / "psql")
-    result = subprocess.run(
-        [psql, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", url, "-c", sql],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    return result.stdout.strip()
 
 
 # -- migrate ---------------------------------------------------------------------------------
@@ -268,7 +254,7 @@ async def test_phase_row_written_by_job_unit_reads_back_equal(migrated_url: str)
         await pool.close()
 
     # The real client, as an operator would query it.
-    out = _psql(
+    out = psql(
         migrated_url,
         "SELECT job_id, phase, status, processed FROM ingestion_phase_status"
         f" WHERE job_id = '{job_id}' ORDER BY position",
