@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter, Histogram
 
 from service.adapters.kafka import TRANSIENT_KAFKA_ERRORS
@@ -130,9 +131,16 @@ class BatchWorker(ABC):
         """Make the batch's effects durable."""
 
     async def commit(self, records: list[ConsumerRecord]) -> None:
-        """Commit the next offsets of the batch to Kafka."""
+        """Commit the next offsets of the batch to Kafka.
+
+        After a rebalance the commit is refused for good: the partitions' new owner gets the
+        batch again, and every effect is idempotent, so the worker moves on.
+        """
         offsets = next_offsets(records)
-        await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        try:
+            await self.consumer.commit({TopicPartition(t, p): o for (t, p), o in offsets.items()})
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.warning("commit_refused_after_rebalance", worker=self.name, error=str(exc))
 
     async def idle(self) -> None:
         """Periodic work between batches (default: none)."""
@@ -156,6 +164,7 @@ class BatchWorker(ABC):
                 for r in batches[tp]
             ]
             started = time.monotonic()
+            committed = not records
             try:
                 if records:
                     await retry_transient(
@@ -164,11 +173,12 @@ class BatchWorker(ABC):
                     await retry_transient(
                         functools.partial(self.commit, records), self.stop_event, "commit"
                     )
+                    committed = True
                 await retry_transient(self.idle, self.stop_event, "idle")
             except Stopped:
-                # Not committed: the batch comes back to whoever owns the partitions next.
-                log.info("worker_stopping_mid_batch", worker=self.name, records=len(records))
-                if records:
+                if not committed:
+                    # The batch comes back to whoever owns the partitions next.
+                    log.info("worker_stopping_mid_batch", worker=self.name, records=len(records))
                     self._rewind(records)
                 break
             self.progress.beat(len(records))

@@ -315,3 +315,54 @@ async def test_a_bounded_schemathesis_run_finds_no_server_error(stack: Stack) ->
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+async def test_scaling_out_and_in_mid_job_rebalances_without_loss(
+    service_env: Any, service_processes: ServiceProcesses
+) -> None:
+    """A second process of every worker role joins mid-run, then the first ones leave (SIGTERM):
+    partitions move twice under load, and every job still ends exact."""
+    env: ServiceEnv = service_env(
+        partitions_documents="6", partitions_chunks="6", partitions_default="3"
+    )
+    roles = ("producer", "consumer", "aggregator")
+    first = service_processes(env, *roles)
+    db = await asyncpg.create_pool(env.database_url, min_size=1, max_size=2)
+    try:
+        jobs = {
+            f"scale-{env.suffix}-{j}": documents(
+                f"scale-{env.suffix}-{j}", f"kb-s-{env.suffix}-{j}", 250
+            )
+            for j in range(6)
+        }
+        lines = [d.line() for group in zip(*jobs.values(), strict=True) for d in group]
+        kcat_produce(env.kafka_bootstrap, env.topics["documents"], lines[: len(lines) // 2])
+        service_processes(env, *roles)  # scale out: every group rebalances
+        kcat_produce(env.kafka_bootstrap, env.topics["documents"], lines[len(lines) // 2 :])
+        for job in jobs:
+            kcat_produce(
+                env.kafka_bootstrap,
+                env.topics["control"],
+                [(job, compact_json(control("seal", job, expected_documents=250)))],
+            )
+        for process in first:  # scale in: the first generation leaves mid-run
+            assert process.terminate(timeout=25) == 0, process.log_tail()
+
+        async def phases(job: str) -> dict[str, tuple[str, int, int, int, int]]:
+            rows = await db.fetch(
+                "SELECT * FROM ingestion_phase_status WHERE job_id = $1 ORDER BY position", job
+            )
+            return counters([dict(r) for r in rows])
+
+        for job, docs in jobs.items():
+            await wait_until(
+                lambda job=job: phases(job), lambda p: p == all_done(250), 180, f"{job} completed"
+            )
+            expected = ExpectedKb.of(docs, env.chunking)
+            rows = await db.fetch(
+                "SELECT kb_id, doc_id, chunk_no, text FROM kb_chunks WHERE kb_id = $1",
+                docs[0].kb_id,
+            )
+            assert_same_rows([tuple(r) for r in rows], expected.chunks, f"chunks of {job}")
+    finally:
+        await db.close()
