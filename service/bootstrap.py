@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import uvicorn
@@ -28,7 +28,27 @@ from service.pipeline.runtime import TRANSIENT_ERRORS, BatchWorker
 
 log = get_logger(__name__)
 
+T = TypeVar("T")
+
 ROLES = ("producer", "consumer", "aggregator", "api")
+
+
+async def _with_attempts(
+    action: Callable[[], Awaitable[T]],
+    attempts: int,
+    errors: tuple[type[BaseException], ...],
+    event: str,
+) -> T:
+    """Run `action` up to `attempts` times, backing off while it fails with `errors`."""
+    delay = 0.5
+    for attempt in range(1, attempts):
+        try:
+            return await action()
+        except errors as exc:
+            log.warning(event, attempt=attempt, error=str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+    return await action()  # the last attempt: its error is the caller's
 
 
 async def connect_store(settings: Settings, attempts: int = 1) -> PostgresStore:
@@ -37,39 +57,30 @@ async def connect_store(settings: Settings, attempts: int = 1) -> PostgresStore:
     Raises:
         OSError, asyncpg.PostgresError: the database is unreachable after `attempts` tries.
     """
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
+
+    async def connect() -> PostgresStore:
+        pool = await create_pool(
+            settings.database_url.get_secret_value(), settings.database_pool_size
+        )
         try:
-            pool = await create_pool(
-                settings.database_url.get_secret_value(), settings.database_pool_size
-            )
             async with pool.acquire() as conn:
                 await migrate(conn)
-            return PostgresStore(pool)
-        except (*TRANSIENT_ERRORS, asyncpg.PostgresError) as exc:
-            if attempt == attempts:
-                raise
-            log.warning("database_unavailable", attempt=attempt, error=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-    raise AssertionError("unreachable")
+        except BaseException:
+            await pool.close()
+            raise
+        return PostgresStore(pool)
+
+    errors = (*TRANSIENT_ERRORS, asyncpg.PostgresError)
+    return await _with_attempts(connect, attempts, errors, "database_unavailable")
 
 
 async def prepare_topics(settings: Settings, attempts: int = 1) -> None:
     """Create missing topics, waiting for the broker if asked."""
-    delay = 0.5
-    for attempt in range(1, attempts + 1):
-        try:
-            created = await ensure_topics(settings)
-            if created:
-                log.info("topics_created", topics=created)
-            return
-        except TRANSIENT_ERRORS as exc:
-            if attempt == attempts:
-                raise
-            log.warning("broker_unavailable", attempt=attempt, error=str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    created = await _with_attempts(
+        lambda: ensure_topics(settings), attempts, TRANSIENT_ERRORS, "broker_unavailable"
+    )
+    if created:
+        log.info("topics_created", topics=created)
 
 
 @contextlib.asynccontextmanager

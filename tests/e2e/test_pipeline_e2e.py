@@ -331,6 +331,21 @@ async def bulk(deployment: Deployment, tmp_path_factory: pytest.TempPathFactory)
     return run
 
 
+async def job_view(
+    deployment: Deployment, job_id: str, status: str, current_phase: str | None
+) -> dict[str, Any]:
+    """`GET /v1/jobs/{id}`, checked for its derived and legacy status and current phase."""
+    response = await deployment.api.get(f"/v1/jobs/{job_id}")
+    assert response.status_code == 200
+    view: dict[str, Any] = response.json()
+    assert (view["status"], view["legacy_status"], view["current_phase"]) == (
+        status,
+        status,
+        current_phase,
+    )
+    return view
+
+
 # -- a) 1,000 documents, 3 jobs, 2 KBs ---------------------------------------------------------
 
 
@@ -352,14 +367,7 @@ async def test_thousand_documents_complete_with_exact_counts_rows_and_events(
         assert await deployment.document_outcomes(job_id) == Counter(
             {(phase, "processed", None, 1): n for phase in PHASE_NAMES}
         )
-        response = await deployment.api.get(f"/v1/jobs/{job_id}")
-        assert response.status_code == 200
-        view = response.json()
-        assert (view["status"], view["legacy_status"], view["current_phase"]) == (
-            "completed",
-            "completed",
-            None,
-        )
+        view = await job_view(deployment, job_id, "completed", None)
         assert (view["kb_id"], view["expected_documents"]) == (bulk.kb_of[job_id], n)
         assert counters(view["phases"]) == all_done(n)
 
@@ -535,14 +543,7 @@ async def test_failed_documents_within_max_failed_documents_let_the_job_complete
         "index": ("completed", 20, 20, 0, 0),
     }
     assert await deployment.phases(job_id) == expected_phases
-    response = await deployment.api.get(f"/v1/jobs/{job_id}")
-    assert response.status_code == 200
-    view = response.json()
-    assert (view["status"], view["legacy_status"], view["current_phase"]) == (
-        "completed",
-        "completed",
-        None,
-    )
+    view = await job_view(deployment, job_id, "completed", None)
     assert view["options"] == {"max_failed_documents": 10}
     assert counters(view["phases"]) == expected_phases
     await assert_failures_reported(deployment, job_id, batch)
@@ -581,14 +582,7 @@ async def test_failed_documents_beyond_the_default_limit_fail_the_job(
         "failed",
         "extract",
     )
-    response = await deployment.api.get(f"/v1/jobs/{job_id}")
-    assert response.status_code == 200
-    view = response.json()
-    assert (view["status"], view["legacy_status"], view["current_phase"]) == (
-        "failed",
-        "failed",
-        "extract",
-    )
+    view = await job_view(deployment, job_id, "failed", "extract")
     assert view["options"] == {"max_failed_documents": 0}
     assert counters(view["phases"]) == expected_phases
     extract = next(p for p in view["phases"] if p["phase"] == "extract")
